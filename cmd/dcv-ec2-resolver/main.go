@@ -1,0 +1,124 @@
+// Command dcv-ec2-resolver is a session resolver for the Amazon DCV Connection Gateway. It
+// finds DCV hosts by their EC2 tags (and an optional sessions file) and answers the gateway's
+// POST /resolveSession requests from memory.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `dcv-ec2-resolver: session resolver for the Amazon DCV Connection Gateway.
+
+It finds DCV hosts by their EC2 instance tags (dcv:session-id, dcv:http-port, ...) and an
+optional sessions file, and answers the gateway's POST /resolveSession from memory.
+
+Usage:
+  dcv-ec2-resolver serve [--config FILE]   run the resolver (default config: %s)
+  dcv-ec2-resolver version                 print the version
+  dcv-ec2-resolver help                    print this help
+
+Gateway configuration (/etc/dcv-connection-gateway/dcv-connection-gateway.conf):
+  [resolver]
+  url = "http://localhost:9000"
+
+Signals: SIGINT and SIGTERM shut down gracefully, letting requests in flight finish.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit status: 0 for success, 1 for a failure
+// while running, 2 for a usage or configuration error.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, usage, defaultConfigPath)
+		return 2
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprintf(stdout, usage, defaultConfigPath)
+		return 0
+	case "version", "--version":
+		fmt.Fprintf(stdout, "dcv-ec2-resolver %s\n", version)
+		return 0
+	case "serve":
+		return serve(args[1:], stderr)
+	}
+	fmt.Fprintf(stderr, "dcv-ec2-resolver: unknown command %q\n\n", args[0])
+	fmt.Fprintf(stderr, usage, defaultConfigPath)
+	return 2
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", defaultConfigPath, "configuration `file` (TOML)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcv-ec2-resolver: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcv-ec2-resolver: log: %v\n", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting", zap.String("version", version), zap.String("config", *configPath))
+	d, err := newDaemon(ctx, cfg, log)
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+	if err := d.run(ctx); err != nil {
+		log.Error("stopped", zap.Error(err))
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// newLogger builds the zap logger the config asks for, writing to w (the journal, under
+// systemd).
+func newLogger(c LogConfig, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		ec.EncodeDuration = zapcore.MillisDurationEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
+}
