@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +40,10 @@ type Refresher struct {
 	// Log receives one line per failure and per recovery; nil discards them.
 	Log *zap.Logger
 
-	status atomic.Pointer[RefreshStatus]
+	status    atomic.Pointer[RefreshStatus]
+	initOnce  sync.Once
+	doneOnce  sync.Once
+	attempted chan struct{}
 }
 
 // RefreshStatus is what a Refresher last achieved, for staleness checks and health.
@@ -60,6 +64,18 @@ func (r *Refresher) Status() RefreshStatus {
 		return *s
 	}
 	return RefreshStatus{}
+}
+
+// Attempted returns a channel closed once the first poll has finished, whether it succeeded
+// or failed: the moment a service manager may be told the daemon is ready.
+func (r *Refresher) Attempted() <-chan struct{} {
+	r.initOnce.Do(func() { r.attempted = make(chan struct{}) })
+	return r.attempted
+}
+
+func (r *Refresher) markAttempted() {
+	r.Attempted()
+	r.doneOnce.Do(func() { close(r.attempted) })
 }
 
 // Run polls until ctx is done. The first poll starts at once (after StartDelay); a poll never
@@ -107,6 +123,7 @@ func (r *Refresher) once(ctx context.Context, log *zap.Logger) time.Duration {
 	started := time.Now()
 	targets, err := r.Refresh(pctx)
 	cancel()
+	defer r.markAttempted()
 	prev := r.Status()
 	next := RefreshStatus{LastSuccess: prev.LastSuccess, LastAttempt: time.Now(), LastError: err}
 

@@ -107,8 +107,8 @@ func newEC2Sources(ctx context.Context, cfg Config, log *zap.Logger) ([]*ec2.Sou
 	}
 	opts := ec2.Options{Filters: cfg.EC2.Filters, Address: cfg.EC2.Address, Tags: cfg.Tags, Defaults: cfg.Defaults}
 	var sources []*ec2.Source
-	for region, client := range ec2.NewClients(awsCfg, cc) {
-		sources = append(sources, ec2.NewSource(region, client, opts, log))
+	for _, rc := range ec2.NewClients(awsCfg, cc) {
+		sources = append(sources, ec2.NewSource(rc.Region, rc.Client, opts, log))
 	}
 	regions := make([]string, len(sources))
 	for i, s := range sources {
@@ -158,6 +158,8 @@ func (d *daemon) run(ctx context.Context) error {
 		wg.Go(func() { r.Run(loops) })
 	}
 
+	wg.Go(func() { d.notifyReady(loops) })
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.server.Serve(d.listener) }()
 	d.log.Info("serving", zap.String("listen", d.listener.Addr().String()))
@@ -169,6 +171,7 @@ func (d *daemon) run(ctx context.Context) error {
 	case err = <-serveErr:
 		err = fmt.Errorf("serve: %w", err)
 	}
+	_ = sdNotify("STOPPING=1")
 	stopLoops()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -181,4 +184,22 @@ func (d *daemon) run(ctx context.Context) error {
 	d.resolver.Close()
 	wg.Wait()
 	return err
+}
+
+// notifyReady tells systemd the daemon is ready once every source has finished its first
+// poll, successfully or not: the gateway can be started and sessions will resolve or fail
+// for a reason that is in the log.
+func (d *daemon) notifyReady(ctx context.Context) {
+	for _, r := range d.refreshers {
+		select {
+		case <-r.Attempted():
+		case <-ctx.Done():
+			return
+		}
+	}
+	snap := d.index.Load()
+	d.log.Info("ready", zap.Int("sessions", snap.Sessions()), zap.Int("instances", snap.Instances()))
+	if err := sdNotify(fmt.Sprintf("READY=1\nSTATUS=serving %d sessions", snap.Sessions())); err != nil {
+		d.log.Warn("cannot notify systemd", zap.Error(err))
+	}
 }

@@ -26,7 +26,9 @@ It finds DCV hosts by their EC2 instance tags (dcv:session-id, dcv:http-port, ..
 optional sessions file, and answers the gateway's POST /resolveSession from memory.
 
 Usage:
-  dcv-ec2-resolver serve [--config FILE]   run the resolver (default config: %s)
+  dcv-ec2-resolver serve [--config FILE]   run the resolver (default config: %[1]s)
+  dcv-ec2-resolver check [--config FILE]   check the config, credentials, IAM permission
+                                           and what EC2 discovery finds; exit 0 if all is well
   dcv-ec2-resolver version                 print the version
   dcv-ec2-resolver help                    print this help
 
@@ -57,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "serve":
 		return serve(args[1:], stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "dcv-ec2-resolver: unknown command %q\n\n", args[0])
 	fmt.Fprintf(stderr, usage, defaultConfigPath)

@@ -81,16 +81,23 @@ func (c ClientConfig) regions(cfg aws.Config) []string {
 	return []string{cfg.Region}
 }
 
-// NewClients returns one EC2 client per region to poll, keyed by region.
-func NewClients(cfg aws.Config, c ClientConfig) map[string]*awsec2.Client {
-	clients := make(map[string]*awsec2.Client)
+// RegionClient is the EC2 client of one region.
+type RegionClient struct {
+	Region string
+	Client *awsec2.Client
+}
+
+// NewClients returns one EC2 client per region to poll, in the configured order. Each has
+// its own retryer, so one region's throttling does not spend another's retry quota.
+func NewClients(cfg aws.Config, c ClientConfig) []RegionClient {
+	var clients []RegionClient
 	for _, region := range c.regions(cfg) {
-		clients[region] = awsec2.NewFromConfig(cfg, func(o *awsec2.Options) {
+		clients = append(clients, RegionClient{Region: region, Client: awsec2.NewFromConfig(cfg, func(o *awsec2.Options) {
 			o.Region = region
 			if c.Endpoint != "" {
 				o.BaseEndpoint = aws.String(c.Endpoint)
 			}
-		})
+		})})
 	}
 	return clients
 }

@@ -4,6 +4,7 @@ package ec2
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
 	"github.com/dcv-ec2-resolver/dcv-ec2-resolver/discovery"
@@ -232,4 +234,27 @@ func EscapeFilterValue(v string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// ErrPermissionDenied is wrapped by CheckPermission when EC2 refuses DescribeInstances.
+var ErrPermissionDenied = errors.New("not authorized to call ec2:DescribeInstances")
+
+// CheckPermission asks EC2 whether the credentials may call DescribeInstances, without
+// describing anything (DryRun). It returns nil when they may, an error wrapping
+// ErrPermissionDenied when they may not, and any other failure as it is.
+func (s *Source) CheckPermission(ctx context.Context) error {
+	_, err := s.api.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{DryRun: aws.Bool(true), MaxResults: aws.Int32(5)})
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "DryRunOperation":
+			return nil
+		case "UnauthorizedOperation", "AccessDenied", "AccessDeniedException":
+			return fmt.Errorf("describe instances in %s: %w: %s", s.region, ErrPermissionDenied, apiErr.ErrorCode())
+		}
+	}
+	if err == nil {
+		return fmt.Errorf("describe instances in %s: DryRun call succeeded, which EC2 never does; is the endpoint really EC2?", s.region)
+	}
+	return fmt.Errorf("describe instances in %s: %w", s.region, err)
 }
