@@ -32,13 +32,27 @@ type Options struct {
 	// Busy gateways set the level below the logger's (e.g. debug under info) to keep it off.
 	RequestLog      *zap.Logger
 	RequestLogLevel zapcore.Level
+	// Log receives refused clients and other warnings; nil discards them.
+	Log *zap.Logger
+	// AllowedClients, when not empty, lists the only peer addresses served; others get 403
+	// before anything else happens.
+	AllowedClients []netip.Prefix
+	// Ready reports why the daemon is not ready to serve (nil when it is), for GET /readyz.
+	// Nil means always ready.
+	Ready func() error
+	// Metrics counts requests by outcome and their latency; nil records nothing.
+	Metrics *Metrics
 }
 
-// Handler answers the gateway protocol. Create it with NewHandler.
+// Handler answers the gateway protocol and the health endpoints. Create it with NewHandler.
 type Handler struct {
 	resolver Resolver
 	reqLog   *zap.Logger
 	reqLevel zapcore.Level
+	log      *zap.Logger
+	allowed  []netip.Prefix
+	ready    func() error
+	metrics  *Metrics
 }
 
 // NewHandler returns the handler for the resolver listener.
@@ -46,7 +60,16 @@ func NewHandler(res Resolver, opts Options) *Handler {
 	if opts.RequestLog == nil {
 		opts.RequestLog = zap.NewNop()
 	}
-	return &Handler{resolver: res, reqLog: opts.RequestLog, reqLevel: opts.RequestLogLevel}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Ready == nil {
+		opts.Ready = func() error { return nil }
+	}
+	return &Handler{
+		resolver: res, reqLog: opts.RequestLog, reqLevel: opts.RequestLogLevel, log: opts.Log,
+		allowed: opts.AllowedClients, ready: opts.Ready, metrics: opts.Metrics,
+	}
 }
 
 var (
@@ -56,18 +79,46 @@ var (
 	allowPost       = []string{http.MethodPost}
 )
 
-// ServeHTTP routes by path: the resolve endpoint, or 404.
+// ServeHTTP checks the peer against the allow-list, then routes by path: the resolve
+// endpoint, the health endpoints, or 404.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != ResolvePath {
+	if len(h.allowed) > 0 && !h.allows(r.RemoteAddr) {
+		writeText(w, http.StatusForbidden, "forbidden\n")
+		h.metrics.forbidden()
+		h.log.Warn("refused a client not in server.allowed-clients",
+			zap.String("peer", r.RemoteAddr), zap.String("path", r.URL.Path))
+		return
+	}
+	switch r.URL.Path {
+	case ResolvePath:
+		if r.Method != http.MethodPost {
+			w.Header()["Allow"] = allowPost
+			writeText(w, http.StatusMethodNotAllowed, "method not allowed: use POST\n")
+			return
+		}
+		h.resolve(w, r)
+	case HealthPath:
+		health(w, r, nil)
+	case ReadyPath:
+		health(w, r, h.ready())
+	default:
 		writeText(w, http.StatusNotFound, "not found\n")
-		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header()["Allow"] = allowPost
-		writeText(w, http.StatusMethodNotAllowed, "method not allowed: use POST\n")
-		return
+}
+
+// allows reports whether the TCP peer address is in the allow-list.
+func (h *Handler) allows(remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
 	}
-	h.resolve(w, r)
+	addr := ap.Addr().Unmap()
+	for _, p := range h.allowed {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // request is a parsed, validated /resolveSession query.
@@ -128,12 +179,14 @@ func (h *Handler) resolve(w http.ResponseWriter, r *http.Request) {
 	req, bad := parseRequest(r.URL.RawQuery)
 	if bad != "" {
 		writeText(w, http.StatusBadRequest, bad+"\n")
+		h.metrics.request(outcomeBadRequest, start)
 		h.logRequest(req, "bad-request", http.StatusBadRequest, start, zap.String("reason", bad))
 		return
 	}
 	res := h.resolver.Resolve(r.Context(), req.sessionID)
 	if !res.Outcome.Found() {
 		writeText(w, http.StatusNotFound, "session not found\n")
+		h.metrics.request(outcomeNotFound, start)
 		h.logRequest(req, res.Outcome.String(), http.StatusNotFound, start)
 		return
 	}
@@ -151,6 +204,11 @@ func (h *Handler) resolve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 	*bp = b
 	bufPool.Put(bp)
+	if res.Outcome == resolve.Hit {
+		h.metrics.request(outcomeHit, start)
+	} else {
+		h.metrics.request(outcomeMissFound, start)
+	}
 	h.logRequest(req, res.Outcome.String(), http.StatusOK, start, zap.String("host", t.Host))
 }
 

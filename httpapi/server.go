@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,6 +24,42 @@ type ServerConfig struct {
 	IdleTimeout time.Duration `toml:"idle-timeout"`
 	// MaxHeaderBytes caps the request line and headers, query string included.
 	MaxHeaderBytes int `toml:"max-header-bytes"`
+	// TLSCertFile and TLSKeyFile (PEM) turn TLS on; the certificate is reloaded on SIGHUP
+	// and when the files change.
+	TLSCertFile string `toml:"tls-cert-file"`
+	TLSKeyFile  string `toml:"tls-key-file"`
+	// ClientCAFile (PEM), with TLS, requires client certificates signed by this CA.
+	ClientCAFile string `toml:"client-ca-file"`
+	// AllowedClients lists the addresses or CIDR blocks of the only peers served; empty
+	// allows all.
+	AllowedClients []string `toml:"allowed-clients"`
+}
+
+// TLS reports whether the listener serves TLS.
+func (c ServerConfig) TLS() bool { return c.TLSCertFile != "" }
+
+// TLSFiles returns the PEM files of the listener's TLS configuration.
+func (c ServerConfig) TLSFiles() TLSFiles {
+	return TLSFiles{CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, ClientCAFile: c.ClientCAFile}
+}
+
+// ParseAllowedClients parses allowed-clients entries: CIDR blocks ("10.0.0.0/16") or single
+// addresses ("::1").
+func ParseAllowedClients(entries []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(entries))
+	for i, e := range entries {
+		if p, err := netip.ParsePrefix(e); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(e)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %q is neither an IP address nor a CIDR block", i, e)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // DefaultServerConfig returns the defaults: 127.0.0.1:9000, the address the gateway's

@@ -71,8 +71,9 @@ type sourceData struct {
 // Index merges what every source last published into the current Snapshot. Publishing is
 // serialised; reading is a single atomic load.
 type Index struct {
-	log *zap.Logger
-	cur atomic.Pointer[Snapshot]
+	log     *zap.Logger
+	metrics *Metrics
+	cur     atomic.Pointer[Snapshot]
 
 	mu        sync.Mutex
 	sources   map[string]*sourceData
@@ -80,13 +81,15 @@ type Index struct {
 	maxFound  int
 }
 
-// NewIndex returns an empty Index. A nil logger discards logs.
-func NewIndex(log *zap.Logger) *Index {
+// NewIndex returns an empty Index. A nil logger discards logs; m (may be nil) receives the
+// metrics of the index, its refreshers and its resolver.
+func NewIndex(log *zap.Logger, m *Metrics) *Index {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	ix := &Index{
 		log:       log,
+		metrics:   m,
 		sources:   make(map[string]*sourceData),
 		conflicts: make(map[string]string),
 		maxFound:  10000,
@@ -129,6 +132,7 @@ func (ix *Index) Forget(name string) {
 	}
 	delete(ix.sources, name)
 	ix.cur.Store(ix.build(ix.cur.Load().found))
+	ix.metrics.forget(name)
 }
 
 // AddFound serves t, found by an on-miss lookup, until its region's next full poll.
@@ -208,6 +212,7 @@ func (ix *Index) build(found map[string]foundTarget) *Snapshot {
 		snap.sources[name] = stats
 	}
 	ix.conflicts = conflicts
+	ix.metrics.snapshot(snap, len(conflicts))
 	return snap
 }
 

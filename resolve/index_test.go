@@ -35,7 +35,7 @@ func hostOf(ix *Index, session string) string {
 }
 
 func TestIndexPublishReplacesSource(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := NewIndex(nil, nil)
 	ix.Publish(east, []discovery.Target{target("i-1", "a", t0, "s1", "s2"), target("i-2", "b", t0, "s3")}, time.Now())
 	if got := hostOf(ix, "s2"); got != "a" {
 		t.Fatalf("s2 -> %q, want a", got)
@@ -57,7 +57,7 @@ func TestIndexPublishReplacesSource(t *testing.T) {
 }
 
 func TestIndexSourcesAreIndependent(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := NewIndex(nil, nil)
 	ix.Publish(east, []discovery.Target{target("i-1", "a", t0, "s1")}, time.Now())
 	ix.Publish(west, []discovery.Target{target("i-2", "b", t0, "s2")}, time.Now())
 	ix.Publish(east, nil, time.Now())
@@ -75,7 +75,7 @@ func TestIndexSourcesAreIndependent(t *testing.T) {
 
 func TestIndexConflicts(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
-	ix := NewIndex(zap.New(core))
+	ix := NewIndex(zap.New(core), nil)
 	older := target("i-old", "old", t0, "dup")
 	newer := target("i-new", "new", t0.Add(time.Minute), "dup")
 
@@ -111,7 +111,7 @@ func TestIndexConflicts(t *testing.T) {
 
 func TestIndexFileWins(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
-	ix := NewIndex(zap.New(core))
+	ix := NewIndex(zap.New(core), nil)
 	pinned := discovery.Target{SessionIDs: []string{"s1"}, Host: "pinned", HTTPPort: 8443, QUICPort: 8443, WebURLPath: "/"}
 	ix.Publish(east, []discovery.Target{target("i-1", "ec2", t0.Add(time.Hour), "s1")}, time.Now())
 	ix.Publish(file, []discovery.Target{pinned}, time.Now())
@@ -125,7 +125,7 @@ func TestIndexFileWins(t *testing.T) {
 }
 
 func TestIndexFoundOverlay(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := NewIndex(nil, nil)
 	found := target("i-9", "fresh", t0, "late")
 	ix.AddFound(&found, "late")
 	if hostOf(ix, "late") != "fresh" {
@@ -149,7 +149,7 @@ func TestIndexFoundOverlay(t *testing.T) {
 }
 
 func TestIndexConcurrentReadersNeverLock(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := NewIndex(nil, nil)
 	targets := make([]discovery.Target, 100)
 	for i := range targets {
 		targets[i] = target(fmt.Sprintf("i-%d", i), "h", t0, fmt.Sprintf("s%d", i))

@@ -131,10 +131,13 @@ func (r *Refresher) once(ctx context.Context, log *zap.Logger) time.Duration {
 	case err == nil || errors.Is(err, discovery.ErrNotModified):
 		next.LastError = nil
 		next.LastSuccess = next.LastAttempt
+		result := "unchanged"
 		if err == nil {
+			result = "success"
 			r.Index.Publish(r.Source, targets, started)
 			log.Debug("refreshed", zap.Int("targets", len(targets)), zap.Duration("took", time.Since(started)))
 		}
+		r.Index.metrics.poll(r.Source.Name, result, time.Since(started), next.LastSuccess)
 		if prev.Failures > 0 {
 			log.Info("source recovered", zap.Int("failed_polls", prev.Failures))
 		}
@@ -147,6 +150,7 @@ func (r *Refresher) once(ctx context.Context, log *zap.Logger) time.Duration {
 
 	next.Failures = prev.Failures + 1
 	r.status.Store(&next)
+	r.Index.metrics.poll(r.Source.Name, "failure", time.Since(started), next.LastAttempt)
 	wait := r.backoff(next.Failures)
 	fields := []zap.Field{zap.Error(err), zap.Int("failed_polls", next.Failures), zap.Duration("retry_in", wait)}
 	if prev.LastSuccess.IsZero() {

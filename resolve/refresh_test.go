@@ -61,7 +61,7 @@ func waitPolls(t *testing.T, s *scriptedSource, n int32) {
 
 func TestRefresherKeepsLastGoodDataThroughFailures(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	ix := NewIndex(nil)
+	ix := NewIndex(nil, nil)
 	outage := errors.New("describe instances in us-east-1: RequestLimitExceeded")
 	src := &scriptedSource{polled: make(chan struct{}, 1), results: []func() ([]discovery.Target, error){
 		ok(target("i-1", "a", t0, "s1")),
@@ -108,7 +108,7 @@ func TestRefresherKeepsLastGoodDataThroughFailures(t *testing.T) {
 }
 
 func TestRefresherNotModifiedLeavesIndex(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := NewIndex(nil, nil)
 	ix.Publish(file, []discovery.Target{target("", "h", t0, "s1")}, time.Now())
 	src := &scriptedSource{polled: make(chan struct{}, 1), results: []func() ([]discovery.Target, error){
 		fail(discovery.ErrNotModified),
@@ -125,7 +125,7 @@ func TestRefresherNotModifiedLeavesIndex(t *testing.T) {
 func TestRefresherPollsNeverOverlapAndStop(t *testing.T) {
 	var running, overlaps atomic.Int32
 	var calls atomic.Int32
-	r := &Refresher{Source: east, Index: NewIndex(nil), Interval: time.Millisecond,
+	r := &Refresher{Source: east, Index: NewIndex(nil, nil), Interval: time.Millisecond,
 		Refresh: func(ctx context.Context) ([]discovery.Target, error) {
 			if running.Add(1) > 1 {
 				overlaps.Add(1)
@@ -153,7 +153,7 @@ func TestRefresherPollsNeverOverlapAndStop(t *testing.T) {
 }
 
 func TestRefresherPollTimeout(t *testing.T) {
-	r := &Refresher{Source: east, Index: NewIndex(nil), Interval: time.Hour, Timeout: 20 * time.Millisecond,
+	r := &Refresher{Source: east, Index: NewIndex(nil, nil), Interval: time.Hour, Timeout: 20 * time.Millisecond,
 		Refresh: func(ctx context.Context) ([]discovery.Target, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()

@@ -3,6 +3,7 @@ package resolve
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -73,8 +74,8 @@ var errRateLimited = errors.New("on-miss lookup rate limit reached")
 // rate-limited, deduplicated on-miss lookup whose empty answers are cached for a while.
 type Resolver struct {
 	index    *Index
-	lookup   LookupFunc
-	cfg      MissConfig
+	miss     atomic.Pointer[missState]
+	ttl      time.Duration // of the negative cache, fixed at creation
 	limiter  *rate.Limiter
 	group    singleflight.Group
 	negative *expirable.LRU[string, struct{}]
@@ -84,27 +85,48 @@ type Resolver struct {
 	cancel context.CancelFunc
 }
 
+// missState is what Reconfigure swaps: the lookup and its timeout.
+type missState struct {
+	lookup  LookupFunc
+	timeout time.Duration
+}
+
 // NewResolver returns a Resolver over index. A nil lookup turns on-miss lookups off; a nil
 // logger discards logs. Close it to cancel lookups in flight.
 func NewResolver(index *Index, lookup LookupFunc, cfg MissConfig, log *zap.Logger) *Resolver {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	r := &Resolver{index: index, lookup: lookup, cfg: cfg, log: log}
-	r.base, r.cancel = context.WithCancel(context.Background())
-	if lookup != nil {
-		r.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst)
-		r.negative = expirable.NewLRU[string, struct{}](cfg.NegativeSize, nil, cfg.NegativeTTL)
+	r := &Resolver{
+		index:    index,
+		ttl:      cfg.NegativeTTL,
+		limiter:  rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst),
+		negative: expirable.NewLRU[string, struct{}](cfg.NegativeSize, nil, cfg.NegativeTTL),
+		log:      log,
 	}
+	r.miss.Store(&missState{lookup: lookup, timeout: cfg.Timeout})
+	r.base, r.cancel = context.WithCancel(context.Background())
 	return r
+}
+
+// Reconfigure swaps the lookup and its limits, for a configuration reload; lookups in flight
+// finish with the old ones. The negative cache keeps its contents (emptied when lookups change)
+// and its TTL, which only a restart changes.
+func (r *Resolver) Reconfigure(lookup LookupFunc, cfg MissConfig) {
+	r.limiter.SetLimit(rate.Limit(cfg.Rate))
+	r.limiter.SetBurst(cfg.Burst)
+	r.negative.Resize(cfg.NegativeSize)
+	r.negative.Purge() // the new lookup may know what the old one did not
+	r.miss.Store(&missState{lookup: lookup, timeout: cfg.Timeout})
+	if cfg.NegativeTTL != r.ttl {
+		r.log.Warn("a new negative-cache-ttl takes effect at the next restart", zap.Duration("current", r.ttl))
+	}
 }
 
 // Close cancels on-miss lookups in flight. The Resolver still answers from the index.
 func (r *Resolver) Close() {
 	r.cancel()
-	if r.negative != nil {
-		r.negative.Purge()
-	}
+	r.negative.Purge()
 }
 
 // Index returns the index the resolver reads.
@@ -119,13 +141,15 @@ func (r *Resolver) Resolve(ctx context.Context, sessionID string) Result {
 	if discovery.ValidateSessionID(sessionID) != nil {
 		return Result{Outcome: Invalid}
 	}
-	if r.lookup == nil {
+	miss := r.miss.Load()
+	if miss.lookup == nil {
 		return Result{Outcome: Unknown}
 	}
 	if _, ok := r.negative.Get(sessionID); ok {
+		r.index.metrics.negativeHit()
 		return Result{Outcome: NegativeCached}
 	}
-	ch := r.group.DoChan(sessionID, func() (any, error) { return r.lookupOnce(sessionID) })
+	ch := r.group.DoChan(sessionID, func() (any, error) { return r.lookupOnce(miss, sessionID) })
 	select {
 	case <-ctx.Done():
 		return Result{Outcome: LookupFailed}
@@ -143,27 +167,31 @@ func (r *Resolver) Resolve(ctx context.Context, sessionID string) Result {
 }
 
 // lookupOnce runs one on-miss lookup, shared by every concurrent request for the session.
-func (r *Resolver) lookupOnce(sessionID string) (any, error) {
+func (r *Resolver) lookupOnce(miss *missState, sessionID string) (any, error) {
 	// A poll may have published the session while this request waited.
 	if t := r.index.Lookup(sessionID); t != nil {
 		return t, nil
 	}
 	if !r.limiter.Allow() {
+		r.index.metrics.lookup(RateLimited)
 		return nil, errRateLimited
 	}
-	ctx, cancel := context.WithTimeout(r.base, r.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(r.base, miss.timeout)
 	defer cancel()
-	targets, err := r.lookup(ctx, sessionID)
+	targets, err := miss.lookup(ctx, sessionID)
 	if err != nil {
 		r.log.Warn("on-miss lookup failed", zap.String("session", sessionID), zap.Error(err))
 		if len(targets) == 0 {
+			r.index.metrics.lookup(LookupFailed)
 			return nil, err
 		}
 	}
 	if len(targets) == 0 {
+		r.index.metrics.lookup(NotFound)
 		r.negative.Add(sessionID, struct{}{})
 		return nil, nil
 	}
+	r.index.metrics.lookup(MissFound)
 	best := &targets[0]
 	for i := range targets[1:] {
 		if newer(&targets[i+1], best) {

@@ -41,7 +41,7 @@ func newTestResolver(f *fakeLookup, cfg MissConfig) *Resolver {
 	if f != nil {
 		lookup = f.lookup
 	}
-	return NewResolver(NewIndex(nil), lookup, cfg, nil)
+	return NewResolver(NewIndex(nil, nil), lookup, cfg, nil)
 }
 
 func TestResolveOutcomes(t *testing.T) {

@@ -33,6 +33,14 @@ type Config struct {
 	Defaults discovery.Defaults   `toml:"defaults"`
 	File     FileConfig           `toml:"file"`
 	Log      LogConfig            `toml:"log"`
+	Metrics  MetricsConfig        `toml:"metrics"`
+}
+
+// MetricsConfig places the Prometheus endpoint on a listener of its own, off by default, so
+// that metrics never share the gateway's port or its allow-list.
+type MetricsConfig struct {
+	// Listen is the host:port serving GET /metrics; empty turns metrics off.
+	Listen string `toml:"listen"`
 }
 
 // EC2Config turns EC2 discovery on when its table is present in the file.
@@ -47,6 +55,9 @@ type EC2Config struct {
 	PollInterval time.Duration `toml:"poll-interval"`
 	// PollTimeout bounds one full poll of one region, all pages and retries (2m).
 	PollTimeout time.Duration `toml:"poll-timeout"`
+	// MaxStaleness is how old a region's last successful poll may be before /readyz reports
+	// the daemon not ready (0: five poll intervals).
+	MaxStaleness time.Duration `toml:"max-staleness"`
 	// Address is the instance address handed to the gateway (private-dns).
 	Address ec2.AddressType `toml:"address"`
 	// AssumeRoleARN is assumed through STS when set, for fleets in another account.
@@ -148,8 +159,13 @@ func ParseConfig(data []byte, dir string) (Config, error) {
 	if !md.IsDefined("ec2") {
 		c.EC2.Enabled = false
 	}
-	if c.File.Path != "" && !filepath.IsAbs(c.File.Path) {
-		c.File.Path = filepath.Join(dir, c.File.Path)
+	for _, p := range []*string{&c.File.Path, &c.Server.TLSCertFile, &c.Server.TLSKeyFile, &c.Server.ClientCAFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if c.EC2.MaxStaleness == 0 {
+		c.EC2.MaxStaleness = 5 * c.EC2.PollInterval
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -182,6 +198,20 @@ func (c *Config) Validate() error {
 	if s.MaxHeaderBytes < 1024 {
 		bad("server.max-header-bytes", "%d is below 1024", s.MaxHeaderBytes)
 	}
+	switch {
+	case (s.TLSCertFile == "") != (s.TLSKeyFile == ""):
+		bad("server.tls-key-file", "tls-cert-file and tls-key-file go together")
+	case s.ClientCAFile != "" && s.TLSCertFile == "":
+		bad("server.client-ca-file", "needs tls-cert-file and tls-key-file: client certificates are a TLS feature")
+	}
+	if _, err := httpapi.ParseAllowedClients(s.AllowedClients); err != nil {
+		bad("server.allowed-clients", "%v", err)
+	}
+	if c.Metrics.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil || port == "" {
+			bad("metrics.listen", "%q is not host:port", c.Metrics.Listen)
+		}
+	}
 
 	if e := c.EC2; e.Enabled {
 		for i, r := range e.Regions {
@@ -196,6 +226,9 @@ func (c *Config) Validate() error {
 		}
 		positive("ec2.poll-interval", e.PollInterval)
 		positive("ec2.poll-timeout", e.PollTimeout)
+		if e.MaxStaleness < 0 {
+			bad("ec2.max-staleness", "must not be negative")
+		}
 		positive("ec2.call-timeout", e.CallTimeout)
 		positive("ec2.on-miss-timeout", e.OnMissTimeout)
 		positive("ec2.negative-cache-ttl", e.NegativeCacheTTL)

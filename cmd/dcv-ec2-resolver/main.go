@@ -82,7 +82,7 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dcv-ec2-resolver: %v\n", err)
 		return 2
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	log, level, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dcv-ec2-resolver: log: %v\n", err)
 		return 2
@@ -91,13 +91,26 @@ func serve(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	}()
+
 	log.Info("starting", zap.String("version", version), zap.String("config", *configPath))
-	d, err := newDaemon(ctx, cfg, log)
+	d, err := newDaemon(ctx, cfg, log, level)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
-	if err := d.run(ctx); err != nil {
+	if err := d.run(ctx, *configPath, reload); err != nil {
 		log.Error("stopped", zap.Error(err))
 		return 1
 	}
@@ -106,11 +119,11 @@ func serve(args []string, stderr io.Writer) int {
 }
 
 // newLogger builds the zap logger the config asks for, writing to w (the journal, under
-// systemd).
-func newLogger(c LogConfig, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(c.Level)
+// systemd). The returned level can be changed while running, by a reload.
+func newLogger(c LogConfig, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	lvl, err := zap.ParseAtomicLevel(c.Level)
 	if err != nil {
-		return nil, err
+		return nil, lvl, err
 	}
 	var enc zapcore.Encoder
 	if c.Format == "console" {
@@ -124,5 +137,5 @@ func newLogger(c LogConfig, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), lvl, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"go.uber.org/zap"
 )
 
 // ClientConfig says how to reach EC2: which regions, through which endpoint, as whom, and how
@@ -47,12 +48,7 @@ func LoadAWSConfig(ctx context.Context, c ClientConfig) (aws.Config, error) {
 		config.WithEC2IMDSRegion(),
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(c.CallTimeout)),
 		// Each client built from this config gets its own retryer, hence its own retry quota.
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = c.MaxAttempts
-				o.MaxBackoff = c.MaxBackoff
-			})
-		}),
+		config.WithRetryer(c.NewRetryer),
 	}
 	if len(c.Regions) > 0 {
 		// A region is needed for STS and IMDS-free start-up; each Source sets its own.
@@ -88,8 +84,13 @@ type RegionClient struct {
 }
 
 // NewClients returns one EC2 client per region to poll, in the configured order. Each has
-// its own retryer, so one region's throttling does not spend another's retry quota.
-func NewClients(cfg aws.Config, c ClientConfig) []RegionClient {
+// its own retryer, so one region's throttling does not spend another's retry quota. Every
+// attempt is counted in m (may be nil), throttling is logged, and an authentication error
+// discards the cached credentials so the next call fetches fresh ones.
+func NewClients(cfg aws.Config, c ClientConfig, m *Metrics, log *zap.Logger) []RegionClient {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	var clients []RegionClient
 	for _, region := range c.regions(cfg) {
 		clients = append(clients, RegionClient{Region: region, Client: awsec2.NewFromConfig(cfg, func(o *awsec2.Options) {
@@ -97,7 +98,18 @@ func NewClients(cfg aws.Config, c ClientConfig) []RegionClient {
 			if c.Endpoint != "" {
 				o.BaseEndpoint = aws.String(c.Endpoint)
 			}
+			o.APIOptions = append(o.APIOptions, instrument(region, m, cfg.Credentials, log.With(zap.String("region", region))))
 		})})
 	}
 	return clients
+}
+
+// NewRetryer returns the retryer every EC2 call uses: the SDK's standard one (exponential
+// back-off with jitter; throttling and 5xx retried; a retry quota), with our attempts and
+// back-off cap.
+func (c ClientConfig) NewRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = c.MaxAttempts
+		o.MaxBackoff = c.MaxBackoff
+	})
 }

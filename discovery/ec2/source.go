@@ -46,6 +46,11 @@ type Options struct {
 	// Tags and Defaults describe how tags become target fields.
 	Tags     discovery.TagKeys
 	Defaults discovery.Defaults
+	// NewRetryer, when set, gives every full poll a retryer of its own: a poll that runs its
+	// retry quota dry fails, and the next one starts with a full quota.
+	NewRetryer func() aws.Retryer
+	// Metrics counts dropped instances; nil records nothing.
+	Metrics *Metrics
 }
 
 // Source lists the tagged, running instances of one region.
@@ -89,7 +94,12 @@ func (s *Source) Poll(ctx context.Context) ([]discovery.Target, error) {
 	filters := s.filters(types.Filter{Name: aws.String("tag-key"), Values: []string{s.opts.Tags.SessionID}})
 	var targets []discovery.Target
 	seen := make(map[string]struct{}, len(s.fellBack))
-	err := s.describe(ctx, filters, 0, func(inst *types.Instance) {
+	var optFns []func(*awsec2.Options)
+	if s.opts.NewRetryer != nil {
+		r := s.opts.NewRetryer()
+		optFns = append(optFns, func(o *awsec2.Options) { o.Retryer = r })
+	}
+	err := s.describe(ctx, filters, 0, optFns, func(inst *types.Instance) {
 		if t, ok := s.target(inst, seen); ok {
 			targets = append(targets, t)
 		}
@@ -117,7 +127,7 @@ func (s *Source) Lookup(ctx context.Context, sessionID string) ([]discovery.Targ
 		Values: TagValuePatterns(sessionID),
 	})
 	var targets []discovery.Target
-	err := s.describe(ctx, filters, lookupMaxPages, func(inst *types.Instance) {
+	err := s.describe(ctx, filters, lookupMaxPages, nil, func(inst *types.Instance) {
 		t, ok := s.target(inst, nil)
 		if ok && t.Serves(sessionID) {
 			targets = append(targets, t)
@@ -137,13 +147,13 @@ func (s *Source) filters(first types.Filter) []types.Filter {
 
 // describe pages through DescribeInstances with the SDK's paginator, calling fn for every
 // instance. maxPages > 0 stops early.
-func (s *Source) describe(ctx context.Context, filters []types.Filter, maxPages int, fn func(*types.Instance)) error {
+func (s *Source) describe(ctx context.Context, filters []types.Filter, maxPages int, optFns []func(*awsec2.Options), fn func(*types.Instance)) error {
 	p := awsec2.NewDescribeInstancesPaginator(s.api, &awsec2.DescribeInstancesInput{
 		Filters:    filters,
 		MaxResults: aws.Int32(pageSize),
 	})
 	for pages := 0; p.HasMorePages() && (maxPages == 0 || pages < maxPages); pages++ {
-		out, err := p.NextPage(ctx)
+		out, err := p.NextPage(ctx, optFns...)
 		if err != nil {
 			return fmt.Errorf("describe instances in %s: %w", s.region, err)
 		}
@@ -177,12 +187,14 @@ func (s *Source) target(inst *types.Instance, seen map[string]struct{}) (discove
 	}
 	if err := discovery.ApplyTags(&t, tags, s.opts.Tags, s.opts.Defaults); err != nil {
 		s.log.Warn("dropping instance with a bad tag", zap.String("instance", id), zap.Error(err))
+		s.opts.Metrics.drop(s.region, "bad-tag")
 		return discovery.Target{}, false
 	}
 	host, fellBack := s.opts.Address.pick(inst)
 	if host == "" {
 		s.log.Warn("dropping instance without an address", zap.String("instance", id),
 			zap.String("address", string(s.opts.Address)))
+		s.opts.Metrics.drop(s.region, "no-address")
 		return discovery.Target{}, false
 	}
 	if fellBack {
