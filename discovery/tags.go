@@ -204,11 +204,14 @@ func ParsePort(v string) (int, error) {
 	return p, nil
 }
 
-// ValidateWebURLPath checks a DCV web-url-path: it must start with "/" and hold no white space
-// or control characters, since the gateway puts it into URLs.
+// ValidateWebURLPath checks a DCV web-url-path: it must start with "/", be valid UTF-8 and hold
+// no white space or control characters, since the gateway puts it into URLs.
 func ValidateWebURLPath(p string) error {
 	if !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("%q does not start with /", p)
+	}
+	if !utf8.ValidString(p) {
+		return fmt.Errorf("%q is not valid UTF-8", p)
 	}
 	for _, r := range p {
 		if unicode.IsSpace(r) || unicode.IsControl(r) {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 
@@ -73,7 +74,7 @@ func Parse(data []byte, d discovery.Defaults) ([]discovery.Target, error) {
 // target validates one entry; its errors start with the key at fault, for Parse to prefix
 // with the session's table.
 func target(id string, e entry, d discovery.Defaults) (discovery.Target, error) {
-	if strings.TrimSpace(e.Host) == "" || strings.ContainsAny(e.Host, " \t\r\n/") {
+	if strings.TrimSpace(e.Host) == "" || strings.ContainsFunc(e.Host, badHostRune) {
 		return discovery.Target{}, fmt.Errorf("host: %q is not a host name or address", e.Host)
 	}
 	t := discovery.Target{SessionIDs: []string{id}, Host: e.Host, WebURLPath: d.WebURLPath}
@@ -108,6 +109,10 @@ func target(id string, e entry, d discovery.Defaults) (discovery.Target, error) 
 	}
 	return t, nil
 }
+
+// badHostRune reports characters no host name or address holds: "/", white space and
+// control characters (TOML escapes such as \u0000 can put any of them in a string).
+func badHostRune(r rune) bool { return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // Load reads and parses the sessions file at path.
 func Load(path string, d discovery.Defaults) ([]discovery.Target, error) {
