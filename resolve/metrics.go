@@ -9,15 +9,15 @@ import (
 // Metrics are the index, poll and on-miss lookup metrics. Create them once per process with
 // NewMetrics; every method is safe on a nil *Metrics, which records nothing.
 type Metrics struct {
-	sessions      *prometheus.GaugeVec
-	instances     *prometheus.GaugeVec
-	pollDuration  *prometheus.HistogramVec
-	polls         *prometheus.CounterVec
-	lastSuccess   *prometheus.GaugeVec
-	conflicts     prometheus.Gauge
-	lookups       *prometheus.CounterVec
-	rateLimited   prometheus.Counter
-	negativeHits  prometheus.Counter
+	sessions     *prometheus.GaugeVec
+	instances    *prometheus.GaugeVec
+	pollDuration *prometheus.HistogramVec
+	polls        *prometheus.CounterVec
+	lastSuccess  *prometheus.GaugeVec
+	conflicts    prometheus.Gauge
+	lookups      *prometheus.CounterVec
+	rateLimited  prometheus.Counter
+	negativeHits prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).

@@ -61,7 +61,7 @@ type daemon struct {
 type sourceSet struct {
 	refreshers []*resolve.Refresher
 	file       []discovery.Target // the sessions file as read when the set was built
-	ec2        map[string]bool // names of EC2 sources, for staleness checks
+	ec2        map[string]bool    // names of EC2 sources, for staleness checks
 	lookup     resolve.LookupFunc
 	maxStale   time.Duration
 	cancel     context.CancelFunc
