@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/dcv-ec2-resolver
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test lint run clean
+.PHONY: all build test lint run fuzz clean
 
 all: build
 
@@ -27,5 +27,16 @@ lint:
 run:
 	$(GO) run ./cmd/dcv-ec2-resolver serve --config examples/resolver.toml
 
+## fuzz: run every fuzz target for FUZZTIME each (seed corpora live in testdata/fuzz).
+FUZZTIME ?= 20s
+FUZZ_TARGETS := FuzzParseRequest:./httpapi FuzzAppendJSONString:./httpapi \
+	FuzzApplyTags:./discovery FuzzParseSessionIDs:./discovery
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:}; \
+	done
+
 clean:
 	rm -rf bin dist
+

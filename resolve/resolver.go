@@ -129,6 +129,9 @@ func (r *Resolver) Close() {
 	r.negative.Purge()
 }
 
+// NegativeCacheLen is how many unknown session IDs are remembered now.
+func (r *Resolver) NegativeCacheLen() int { return r.negative.Len() }
+
 // Index returns the index the resolver reads.
 func (r *Resolver) Index() *Index { return r.index }
 

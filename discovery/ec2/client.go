@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 )
 
@@ -54,13 +55,18 @@ func LoadAWSConfig(ctx context.Context, c ClientConfig) (aws.Config, error) {
 		// A region is needed for STS and IMDS-free start-up; each Source sets its own.
 		opts = append(opts, config.WithRegion(c.Regions[0]))
 	}
+	const noRegion = "no AWS region: set [ec2] regions or AWS_REGION, or run on an EC2 instance whose metadata service (IMDSv2) is reachable"
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
+	var opErr *smithy.OperationError
+	switch {
+	case errors.As(err, &opErr) && opErr.ServiceID == "ec2imds":
+		return aws.Config{}, fmt.Errorf("%s: %w", noRegion, err)
+	case err != nil:
 		return aws.Config{}, fmt.Errorf("load AWS config: %w", err)
+	case cfg.Region == "":
+		return aws.Config{}, errors.New(noRegion)
 	}
-	if cfg.Region == "" {
-		return aws.Config{}, errors.New("no AWS region: set [ec2] regions or AWS_REGION, or run on an EC2 instance whose metadata service (IMDSv2) is reachable")
-	}
+	cfg.HTTPClient = guardBodies(cfg.HTTPClient)
 	if c.AssumeRoleARN != "" {
 		provider := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), c.AssumeRoleARN,
 			func(o *stscreds.AssumeRoleOptions) { o.RoleSessionName = "dcv-ec2-resolver" })
