@@ -39,14 +39,13 @@ func isolateAWSEnv(t *testing.T) {
 // testDaemon is a daemon running in-process on loopback ports chosen by the kernel.
 type testDaemon struct {
 	*daemon
-	t       *testing.T
-	url     string
-	path    string
-	logs    *observer.ObservedLogs
-	reload  chan struct{}
-	stop    context.CancelFunc
-	done    chan error
-	reloads sync.WaitGroup
+	t      *testing.T
+	url    string
+	path   string
+	logs   *observer.ObservedLogs
+	reload chan struct{}
+	stop   context.CancelFunc
+	done   chan error
 }
 
 // startDaemon writes cfgText to a config file in a temp folder (with any extra files) and
