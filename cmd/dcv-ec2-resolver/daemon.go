@@ -124,14 +124,20 @@ func newDaemon(ctx context.Context, cfg Config, log *zap.Logger, level zap.Atomi
 // warnIfExposed warns when the resolver, which knows the internal address of every host,
 // listens beyond loopback with neither TLS nor an allow-list.
 func (d *daemon) warnIfExposed(cfg Config) {
-	host, _, _ := net.SplitHostPort(d.listener.Addr().String())
-	if addr, err := netip.ParseAddr(host); err == nil && addr.IsLoopback() {
-		return
-	}
-	if !cfg.Server.TLS() && len(cfg.Server.AllowedClients) == 0 {
+	if exposed(d.listener.Addr().String(), cfg) {
 		d.log.Warn("listening beyond loopback without TLS or an allow-list: anyone who can reach this port can map session IDs to internal hosts; set server.allowed-clients or server.tls-cert-file",
 			zap.String("listen", d.listener.Addr().String()))
 	}
+}
+
+// exposed reports whether a listener on addr is reachable beyond this host with neither TLS
+// nor an allow-list in front of it.
+func exposed(addr string, cfg Config) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if a, err := netip.ParseAddr(host); err == nil && a.IsLoopback() {
+		return false
+	}
+	return !cfg.Server.TLS() && len(cfg.Server.AllowedClients) == 0
 }
 
 // setHandler builds the resolver listener's handler for cfg and puts it in service.

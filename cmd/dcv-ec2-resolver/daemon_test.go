@@ -209,16 +209,39 @@ func TestDaemonServesEC2Sessions(t *testing.T) {
 func TestDaemonKeepsServingThroughAnOutage(t *testing.T) {
 	fake := ec2fake.NewServer()
 	defer fake.Close()
-	fake.Put("us-east-1", dcvHost("i-1", "s1"))
-	td := startDaemon(t, ec2Config(fake.URL(), `max-staleness = "500ms"`), nil)
+	// Two pages, so that an endpoint can fail in the middle of a poll.
+	hosts := make([]ec2fake.Instance, 1500)
+	for i := range hosts {
+		hosts[i] = dcvHost(fmt.Sprintf("i-%04d", i), fmt.Sprintf("s%d", i))
+	}
+	fake.PutMany("us-east-1", hosts)
+	td := startDaemon(t, ec2Config(fake.URL(), "max-staleness = \"1s\"\ncall-timeout = \"300ms\""), nil)
 	eventually(t, "readiness", func() bool { code, _ := get(t, testClient, td.url+"/readyz"); return code == 200 })
 
-	for _, code := range []string{"RequestLimitExceeded", "InternalError", "UnauthorizedOperation", "AuthFailure"} {
-		fake.SetFault(func(ec2fake.Request) *ec2fake.Fault { return &ec2fake.Fault{Code: code} })
-		before := fake.Calls("DescribeInstances")
-		eventually(t, "failing polls", func() bool { return fake.Calls("DescribeInstances") > before+2 })
-		if status, _ := resolveReq(t, testClient, td.url, "s1", "HTTP"); status != 200 {
-			t.Fatalf("during %s: known session got %d, want 200 from the last good data", code, status)
+	faults := []struct {
+		name  string
+		fault func(ec2fake.Request) *ec2fake.Fault
+	}{
+		{"throttling storm", func(ec2fake.Request) *ec2fake.Fault { return &ec2fake.Fault{Code: "RequestLimitExceeded"} }},
+		{"5xx", func(ec2fake.Request) *ec2fake.Fault { return &ec2fake.Fault{Code: "InternalError"} }},
+		{"timeouts", func(ec2fake.Request) *ec2fake.Fault { return &ec2fake.Fault{Hang: true} }},
+		{"stops answering mid-page", func(r ec2fake.Request) *ec2fake.Fault {
+			if r.NextToken != "" {
+				return &ec2fake.Fault{Abort: true, AbortAfter: 200}
+			}
+			return nil
+		}},
+		{"lost permission", func(ec2fake.Request) *ec2fake.Fault { return &ec2fake.Fault{Code: "UnauthorizedOperation"} }},
+		{"expired credentials", func(ec2fake.Request) *ec2fake.Fault { return &ec2fake.Fault{Code: "AuthFailure"} }},
+	}
+	for _, f := range faults {
+		fake.SetFault(f.fault)
+		failed := td.logs.FilterMessage("refresh failed").Len()
+		eventually(t, f.name+" to fail a poll", func() bool { return td.logs.FilterMessage("refresh failed").Len() > failed })
+		for _, s := range []string{"s1", "s1499"} { // on the first page and on the second
+			if status, _ := resolveReq(t, testClient, td.url, s, "HTTP"); status != 200 {
+				t.Fatalf("during %s: known session %s got %d, want 200 from the last good data", f.name, s, status)
+			}
 		}
 	}
 	// Past max-staleness the daemon says it is not ready, and why, without AWS error text.
@@ -227,15 +250,41 @@ func TestDaemonKeepsServingThroughAnOutage(t *testing.T) {
 	if !strings.Contains(body, "us-east-1") || strings.Contains(body, "AuthFailure") {
 		t.Fatalf("readyz body %q should name the stale region and no AWS error", body)
 	}
-	if td.logs.FilterMessage("refresh failed").Len() == 0 {
-		t.Fatal("failed polls were not logged")
+	if td.index.Load().Sessions() != 1500 {
+		t.Fatalf("index holds %d sessions after the outage, want all 1500", td.index.Load().Sessions())
 	}
 
 	// Recovery: the endpoint answers again, new data arrives, the daemon is ready again.
 	fake.SetFault(nil)
-	fake.Put("us-east-1", dcvHost("i-2", "s2"))
+	fake.Put("us-east-1", dcvHost("i-new", "s-new"))
 	eventually(t, "recovery", func() bool { code, _ := get(t, testClient, td.url+"/readyz"); return code == 200 })
-	eventually(t, "new data", func() bool { code, _ := resolveReq(t, testClient, td.url, "s2", "HTTP"); return code == 200 })
+	eventually(t, "new data", func() bool { code, _ := resolveReq(t, testClient, td.url, "s-new", "HTTP"); return code == 200 })
+	if td.logs.FilterMessage("source recovered").Len() == 0 {
+		t.Fatal("recovery not logged")
+	}
+}
+
+func TestExposedListenerWarning(t *testing.T) {
+	for _, tc := range []struct {
+		addr    string
+		cfg     string
+		exposed bool
+	}{
+		{"127.0.0.1:9000", "", false},
+		{"[::1]:9000", "", false},
+		{"0.0.0.0:9000", "", true},
+		{"10.0.0.5:9000", "", true},
+		{"10.0.0.5:9000", "allowed-clients = [\"10.0.0.0/16\"]", false},
+		{"10.0.0.5:9000", "tls-cert-file = \"c.pem\"\ntls-key-file = \"k.pem\"", false},
+	} {
+		cfg, err := ParseConfig([]byte("[server]\n"+tc.cfg), "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := exposed(tc.addr, cfg); got != tc.exposed {
+			t.Errorf("%s with %q: exposed = %v, want %v", tc.addr, tc.cfg, got, tc.exposed)
+		}
+	}
 }
 
 func TestDaemonFileSourceAndReload(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 	"go.uber.org/zap"
 )
 
@@ -104,6 +105,7 @@ func NewClients(cfg aws.Config, c ClientConfig, m *Metrics, log *zap.Logger) []R
 			if c.Endpoint != "" {
 				o.BaseEndpoint = aws.String(c.Endpoint)
 			}
+			o.Logger = sdkLogger(log)
 			o.APIOptions = append(o.APIOptions, instrument(region, m, cfg.Credentials, log.With(zap.String("region", region))))
 		})})
 	}
@@ -117,5 +119,19 @@ func (c ClientConfig) NewRetryer() aws.Retryer {
 	return retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = c.MaxAttempts
 		o.MaxBackoff = c.MaxBackoff
+	})
+}
+
+// sdkLogger sends the SDK's own log lines (warnings about retries and responses) to zap, so
+// that they reach the journal as JSON like everything else.
+func sdkLogger(log *zap.Logger) logging.Logger {
+	log = log.Named("sdk")
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		msg := fmt.Sprintf(format, v...)
+		if c == logging.Warn {
+			log.Warn(msg)
+			return
+		}
+		log.Debug(msg)
 	})
 }
