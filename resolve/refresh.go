@@ -88,8 +88,8 @@ func (r *Refresher) Run(ctx context.Context) {
 	log = log.With(zap.String("source", r.Source.Name))
 
 	var delay time.Duration
-	if r.StartDelay && r.Interval >= 10 {
-		delay = rand.N(r.Interval / 10)
+	if tenth := r.Interval / 10; r.StartDelay && tenth > 0 {
+		delay = rand.N(tenth)
 	}
 	timer := time.NewTimer(delay)
 	defer timer.Stop()

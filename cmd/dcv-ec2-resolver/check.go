@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -23,14 +22,9 @@ const checkTimeout = 2 * time.Minute
 // permission (a DryRun call) and what each region's poll would find. It returns 0 only when
 // everything is in order.
 func check(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", defaultConfigPath, "configuration `file` (TOML)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	configPath, status, parsed := parseConfigFlag("check", args, stderr)
+	if !parsed {
+		return status
 	}
 	ok := true
 	say := func(good bool, format string, args ...any) {
@@ -41,12 +35,12 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s  %s\n", mark, fmt.Sprintf(format, args...))
 	}
 
-	cfg, err := LoadConfig(*configPath)
+	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		say(false, "config: %v", err)
 		return 1
 	}
-	say(true, "config %s is valid", *configPath)
+	say(true, "config %s is valid", configPath)
 
 	if cfg.File.Path != "" {
 		targets, err := sessionfile.Load(cfg.File.Path, cfg.Defaults)

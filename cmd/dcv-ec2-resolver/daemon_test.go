@@ -21,17 +21,7 @@ import (
 // isolateAWSEnv gives the SDK fake static credentials and keeps it away from the machine's
 // own AWS set-up and from the instance metadata service.
 func isolateAWSEnv(t *testing.T) {
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
-		"AWS_ACCESS_KEY_ID":           "AKIDFAKE",
-		"AWS_SECRET_ACCESS_KEY":       "fake",
-		"AWS_REGION":                  "",
-		"AWS_DEFAULT_REGION":          "",
-		"AWS_PROFILE":                 "",
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
+	for k, v := range ec2fake.Env(t.TempDir()) {
 		t.Setenv(k, v)
 	}
 }

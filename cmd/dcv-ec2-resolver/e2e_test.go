@@ -48,10 +48,10 @@ func binary(t *testing.T) string {
 // binaryEnv is the environment for the built binary: fake credentials, no IMDS, no shared
 // config from the machine.
 func binaryEnv(t *testing.T) []string {
-	dir := t.TempDir()
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir,
-		"AWS_ACCESS_KEY_ID=AKIDFAKE", "AWS_SECRET_ACCESS_KEY=fake", "AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE=" + filepath.Join(dir, "config"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "credentials")}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	for k, v := range ec2fake.Env(t.TempDir()) {
+		env = append(env, k+"="+v)
+	}
 	return env
 }
 

@@ -67,17 +67,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func serve(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+// parseConfigFlag parses a command's only flag, --config. When it returns false, the command
+// is done and exits with status: 0 after --help, 2 after a usage error.
+func parseConfigFlag(command string, args []string, stderr io.Writer) (path string, status int, ok bool) {
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", defaultConfigPath, "configuration `file` (TOML)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return "", 0, false
 		}
-		return 2
+		return "", 2, false
 	}
-	cfg, err := LoadConfig(*configPath)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dcv-ec2-resolver %s: unexpected argument %q\n", command, fs.Arg(0))
+		return "", 2, false
+	}
+	return *configPath, 0, true
+}
+
+func serve(args []string, stderr io.Writer) int {
+	configPath, status, ok := parseConfigFlag("serve", args, stderr)
+	if !ok {
+		return status
+	}
+	cfg, err := LoadConfig(configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "dcv-ec2-resolver: %v\n", err)
 		return 2
@@ -104,13 +118,13 @@ func serve(args []string, stderr io.Writer) int {
 		}
 	}()
 
-	log.Info("starting", zap.String("version", version), zap.String("config", *configPath))
+	log.Info("starting", zap.String("version", version), zap.String("config", configPath))
 	d, err := newDaemon(ctx, cfg, log, level)
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
-	if err := d.run(ctx, *configPath, reload); err != nil {
+	if err := d.run(ctx, configPath, reload); err != nil {
 		log.Error("stopped", zap.Error(err))
 		return 1
 	}

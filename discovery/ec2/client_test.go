@@ -4,26 +4,17 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/dcv-ec2-resolver/dcv-ec2-resolver/discovery/ec2/ec2fake"
 )
 
 // isolateAWSEnv keeps the SDK's credential and region chains away from the machine's own AWS
 // set-up and from the real instance metadata service.
 func isolateAWSEnv(t *testing.T) {
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
-		"AWS_ACCESS_KEY_ID":           "AKIDFAKE",
-		"AWS_SECRET_ACCESS_KEY":       "fake",
-		"AWS_REGION":                  "",
-		"AWS_DEFAULT_REGION":          "",
-		"AWS_PROFILE":                 "",
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
+	for k, v := range ec2fake.Env(t.TempDir()) {
 		t.Setenv(k, v)
 	}
 }

@@ -43,6 +43,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -585,4 +586,22 @@ func newAPIError(status int, code, message string) *apiError {
 
 func errInvalidParameterValue(format string, args ...any) *apiError {
 	return newAPIError(http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf(format, args...))
+}
+
+// Env returns the environment for an AWS SDK client that must talk to the fake and nothing
+// else: static fake credentials, shared config and credentials files that do not exist (under
+// dir), no profile or region from the machine, and the instance metadata service disabled, so
+// that no call ever leaves loopback. Tests set it with t.Setenv; harnesses pass it to a child.
+func Env(dir string) map[string]string {
+	return map[string]string{
+		"AWS_CONFIG_FILE":             filepath.Join(dir, "aws-config"),
+		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "aws-credentials"),
+		"AWS_ACCESS_KEY_ID":           "AKIDFAKE",
+		"AWS_SECRET_ACCESS_KEY":       "fake",
+		"AWS_SESSION_TOKEN":           "",
+		"AWS_REGION":                  "",
+		"AWS_DEFAULT_REGION":          "",
+		"AWS_PROFILE":                 "",
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	}
 }
