@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -233,7 +234,7 @@ func writeText(w http.ResponseWriter, status int, body string) {
 	hdr["Content-Type"] = textContentType
 	hdr["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(body))
+	_, _ = io.WriteString(w, body) // http.response is a StringWriter: no copy
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
