@@ -40,3 +40,13 @@ fuzz:
 clean:
 	rm -rf bin dist
 
+.PHONY: package package-test
+
+## package: .deb and .rpm packages for amd64 and arm64 in dist/, built with nfpm (go tool nfpm).
+package:
+	GO=$(GO) bash packaging/package.sh
+
+## package-test: inspect and install the packages in dist/ (as root, with dpkg-deb, rpm,
+## lintian, debootstrap and systemd-analyze; .ci/run installs them): see packaging/test.sh.
+package-test:
+	GO=$(GO) bash packaging/test.sh
