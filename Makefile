@@ -50,3 +50,17 @@ package:
 ## lintian, debootstrap and systemd-analyze; .ci/run installs them): see packaging/test.sh.
 package-test:
 	GO=$(GO) bash packaging/test.sh
+
+.PHONY: bench
+
+## bench: the Go benchmarks with -benchmem (BENCHTIME each), then the bench/ harness: the real
+## daemon against a fake EC2 endpoint holding 1,000, 10,000 and 100,000 instances, beside a
+## minimal net/http server, all on loopback (BENCH_FLAGS are passed on, e.g. -sizes 1000;
+## go run ./bench -h lists them). About 4 minutes on 2 cores; the report also goes to
+## bin/bench-results.md. See BENCHMARKS.md.
+BENCHTIME ?= 500ms
+BENCH_FLAGS ?=
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./resolve/ ./httpapi/ ./discovery/ec2/
+	mkdir -p bin
+	$(GO) run ./bench -out bin/bench-results.md $(BENCH_FLAGS)
