@@ -56,7 +56,7 @@ package-test:
 ## bench: the Go benchmarks with -benchmem (BENCHTIME each), then the bench/ harness: the real
 ## daemon against a fake EC2 endpoint holding 1,000, 10,000 and 100,000 instances, beside a
 ## minimal net/http server, all on loopback (BENCH_FLAGS are passed on, e.g. -sizes 1000;
-## go run ./bench -h lists them). About 4 minutes on 2 cores; the report also goes to
+## go run ./bench -h lists them). About 3.5 minutes on 2 cores; the report also goes to
 ## bin/bench-results.md. See BENCHMARKS.md.
 BENCHTIME ?= 500ms
 BENCH_FLAGS ?=
