@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -96,12 +97,12 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dcv-ec2-resolver: %v\n", err)
 		return 2
 	}
-	log, level, err := newLogger(cfg.Log, stderr)
+	log, level, closeLog, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "dcv-ec2-resolver: log: %v\n", err)
 		return 2
 	}
-	defer func() { _ = log.Sync() }()
+	defer closeLog()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -133,11 +134,15 @@ func serve(args []string, stderr io.Writer) int {
 }
 
 // newLogger builds the zap logger the config asks for, writing to w (the journal, under
-// systemd). The returned level can be changed while running, by a reload.
-func newLogger(c LogConfig, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
-	lvl, err := zap.ParseAtomicLevel(c.Level)
+// systemd). The returned level can be changed while running, by a reload; close flushes.
+//
+// Output is buffered (up to 256 KiB, flushed every second) because a busy gateway logs one
+// line per request and a write system call per line was the largest cost of a request in
+// make bench; warnings and errors are flushed at once, so they are never held back.
+func newLogger(c LogConfig, w io.Writer) (log *zap.Logger, level zap.AtomicLevel, close func(), err error) {
+	level, err = zap.ParseAtomicLevel(c.Level)
 	if err != nil {
-		return nil, lvl, err
+		return nil, level, nil, err
 	}
 	var enc zapcore.Encoder
 	if c.Format == "console" {
@@ -150,6 +155,33 @@ func newLogger(c LogConfig, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 		ec.EncodeDuration = zapcore.MillisDurationEncoder
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), lvl, nil
+	out := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(w), Size: 256 << 10, FlushInterval: time.Second}
+	core := flushAtWarn{Core: zapcore.NewCore(enc, out, level), out: out}
+	log = zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w))))
+	return log, level, func() { _ = out.Stop() }, nil
+}
+
+// flushAtWarn is a core whose buffered output is flushed after every warning or error.
+type flushAtWarn struct {
+	zapcore.Core
+	out zapcore.WriteSyncer
+}
+
+func (c flushAtWarn) With(fields []zapcore.Field) zapcore.Core {
+	return flushAtWarn{Core: c.Core.With(fields), out: c.out}
+}
+
+func (c flushAtWarn) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c flushAtWarn) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	err := c.Core.Write(e, fields)
+	if e.Level >= zapcore.WarnLevel {
+		_ = c.out.Sync()
+	}
+	return err
 }
