@@ -97,14 +97,12 @@ func (m *Metrics) poll(source, result string, took time.Duration, at time.Time) 
 		return
 	}
 	m.polls.WithLabelValues(source, result).Inc()
-	if result == "failure" {
-		m.pollDuration.WithLabelValues(source).Observe(took.Seconds())
-		return
-	}
-	if result == "success" {
+	if result != "unchanged" { // an unchanged file was only stat'ed: no poll to time
 		m.pollDuration.WithLabelValues(source).Observe(took.Seconds())
 	}
-	m.lastSuccess.WithLabelValues(source).Set(float64(at.UnixNano()) / 1e9)
+	if result != "failure" {
+		m.lastSuccess.WithLabelValues(source).Set(float64(at.UnixNano()) / 1e9)
+	}
 }
 
 // lookup counts one on-miss lookup, or its refusal, however many requests shared it.

@@ -81,12 +81,7 @@ func (r *Refresher) markAttempted() {
 // Run polls until ctx is done. The first poll starts at once (after StartDelay); a poll never
 // overlaps the previous one, since the timer is set only when a poll has finished.
 func (r *Refresher) Run(ctx context.Context) {
-	log := r.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	log = log.With(zap.String("source", r.Source.Name))
-
+	log := r.logger()
 	var delay time.Duration
 	if tenth := r.Interval / 10; r.StartDelay && tenth > 0 {
 		delay = rand.N(tenth)
@@ -103,14 +98,19 @@ func (r *Refresher) Run(ctx context.Context) {
 	}
 }
 
-// RefreshNow runs one poll at once and publishes its result, for start-up and tests.
+// RefreshNow runs one poll at once, outside the loop, and publishes its result.
 func (r *Refresher) RefreshNow(ctx context.Context) error {
+	r.once(ctx, r.logger())
+	return r.Status().LastError
+}
+
+// logger is Log (or a no-op logger) naming the source.
+func (r *Refresher) logger() *zap.Logger {
 	log := r.Log
 	if log == nil {
 		log = zap.NewNop()
 	}
-	r.once(ctx, log.With(zap.String("source", r.Source.Name)))
-	return r.Status().LastError
+	return log.With(zap.String("source", r.Source.Name))
 }
 
 // once runs one poll and returns how long to wait before the next.
