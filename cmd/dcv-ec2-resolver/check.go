@@ -78,7 +78,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	enc := zap.NewDevelopmentEncoderConfig()
 	enc.TimeKey = ""
 	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(stderr), zapcore.WarnLevel))
-	opts := ec2.Options{Filters: cfg.EC2.Filters, Address: cfg.EC2.Address, Tags: cfg.Tags, Defaults: cfg.Defaults, NewRetryer: cc.NewRetryer}
+	opts := cfg.sourceOptions(nil)
 	for _, rc := range ec2.NewClients(awsCfg, cc, nil, log) {
 		region := rc.Region
 		src := ec2.NewSource(region, rc.Client, opts, log)

@@ -301,3 +301,10 @@ func (e *EC2Config) clientConfig() ec2.ClientConfig {
 	c.CallTimeout, c.MaxAttempts = e.CallTimeout, e.MaxAttempts
 	return c
 }
+
+// sourceOptions says how EC2 sources turn instances into targets, as serve and check share it;
+// m (may be nil) counts dropped instances.
+func (c *Config) sourceOptions(m *ec2.Metrics) ec2.Options {
+	return ec2.Options{Filters: c.EC2.Filters, Address: c.EC2.Address, Tags: c.Tags, Defaults: c.Defaults,
+		NewRetryer: c.EC2.clientConfig().NewRetryer, Metrics: m}
+}

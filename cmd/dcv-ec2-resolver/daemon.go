@@ -208,8 +208,7 @@ func (d *daemon) newEC2Sources(ctx context.Context, cfg Config) ([]*ec2.Source, 
 	if err != nil {
 		return nil, err
 	}
-	opts := ec2.Options{Filters: cfg.EC2.Filters, Address: cfg.EC2.Address, Tags: cfg.Tags, Defaults: cfg.Defaults,
-		NewRetryer: cc.NewRetryer, Metrics: d.ec2Metrics}
+	opts := cfg.sourceOptions(d.ec2Metrics)
 	var sources []*ec2.Source
 	var regions []string
 	for _, rc := range ec2.NewClients(awsCfg, cc, d.ec2Metrics, log) {
